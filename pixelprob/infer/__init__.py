@@ -13,8 +13,8 @@ choose for ``method="auto"``.
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
-from typing import Callable, Optional, Tuple
+from dataclasses import dataclass, field
+from typing import Callable, Dict, Optional
 
 METHODS = {}
 
@@ -23,25 +23,48 @@ _MODULES = ["exact", "enumerate", "ancestral", "importance", "rejection", "gibbs
 
 
 @dataclass
-class Method:
-    name: str
+class Impl:
     solve: Callable
-    kinds: Tuple[str, ...]
     exact: bool
-    applies: Optional[Callable] = None  # (model, observed, target) -> None or reason it does not apply
+    applies: Optional[Callable] = None  # (model, observed, target) -> None, or why it does not apply
+
+
+@dataclass
+class Method:
+    """A method name and its implementation for each model kind."""
+
+    name: str
+    impls: Dict[str, Impl] = field(default_factory=dict)
     doc: str = ""
 
+    @property
+    def kinds(self):
+        return tuple(self.impls)
+
     def why_not(self, model, observed, target):
-        if model.kind not in self.kinds:
-            return f"method {self.name!r} does not support {model.kind} models"
-        if self.applies is not None:
-            return self.applies(model, observed, target)
+        if model.kind not in self.impls:
+            return f"method {self.name!r} does not support {model.kind} models (it supports: {', '.join(self.impls)})"
+        impl = self.impls[model.kind]
+        if impl.applies is not None:
+            why = impl.applies(model, observed, target)
+            if why:
+                return f"method {self.name!r} does not apply: {why}"
         return None
+
+    def solve(self, model, *args, **kw):
+        return self.impls[model.kind].solve(model, *args, **kw)
+
+    def exact(self, model):
+        return self.impls[model.kind].exact
 
 
 def register(name, kinds, exact=False, applies=None):
+    """Register ``fn`` as method ``name`` for each model kind in ``kinds``."""
     def deco(fn):
-        METHODS[name] = Method(name, fn, tuple(kinds), exact, applies, (fn.__doc__ or "").strip().split("\n")[0])
+        m = METHODS.setdefault(name, Method(name))
+        m.doc = m.doc or (fn.__doc__ or "").strip().split("\n")[0]
+        for k in kinds:
+            m.impls[k] = Impl(fn, exact, applies)
         return fn
     return deco
 
@@ -61,7 +84,7 @@ def available(model, observed=None, target=None):
     load_methods()
     out = []
     for name, m in METHODS.items():
-        if model.kind not in m.kinds:
+        if model.kind not in m.impls:
             continue
         if observed is not None and m.why_not(model, observed, target) is not None:
             continue

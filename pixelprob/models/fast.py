@@ -52,10 +52,11 @@ def _check_legal(model):
                          f"illegal={model.config.illegal!r}")
 
 
-def cached_sample(model, x, mask, noise):
+def cached_sample(model, x, mask, noise, upto=None):
     """Ancestral sampling with the activation cache (same draws as ``naive_sample``)."""
     _check_legal(model)
     _, H, W = model.shape
+    upto = H * W if upto is None else upto
     # one cached sample costs about one full pass: count it as one evaluation per image
     model.num_evals += x.shape[0]
     xf = model.normalize(x)
@@ -68,11 +69,15 @@ def cached_sample(model, x, mask, noise):
     vf = [None] + [torch.zeros(B, layer.v_conv.weight.shape[0], H, W, device=dev) for layer in model.layers]
     scale = 2.0 / (model.levels - 1)
     for r in range(H):
+        if r * W >= upto:
+            break
         v[0][:, :, r: r + 1] = _conv_window(model.v_in, xf, r, r + 1, 0, W)
         for l, layer in enumerate(model.layers, 1):
             vf[l][:, :, r: r + 1] = _conv_window(layer.v_conv, v[l - 1], r, r + 1, 0, W)
             v[l][:, :, r: r + 1] = layer.act(vf[l][:, :, r: r + 1])
         for c in range(W):
+            if r * W + c >= upto:
+                break
             h[0][:, :, r: r + 1, c: c + 1] = _conv_window(model.h_in, xf, r, r + 1, c, c + 1)
             for l, layer in enumerate(model.layers, 1):
                 hc = _conv_window(layer.h_conv, h[l - 1], r, r + 1, c, c + 1)

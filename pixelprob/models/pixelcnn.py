@@ -257,7 +257,7 @@ class PixelCNN(nn.Module):
 
     # -- sampling -------------------------------------------------------------
     @torch.no_grad()
-    def sample(self, n=None, given=None, mask=None, generator=None, noise=None, cached=True):
+    def sample(self, n=None, given=None, mask=None, generator=None, noise=None, cached=True, upto=None):
         """Ancestral sampling, keeping the pixels ``mask`` of ``given`` fixed.
 
         Pixels are visited in raster order; each free pixel is drawn from
@@ -273,6 +273,9 @@ class PixelCNN(nn.Module):
         ``cached=True`` uses the activation cache of
         :mod:`pixelprob.models.fast`; ``cached=False`` is the textbook loop
         with one full forward pass per pixel.
+
+        ``upto`` stops before raster position ``upto``: later free pixels are
+        left at 0 (enough when only earlier pixels are needed).
         """
         device = self.out2.weight.device
         if given is not None:
@@ -297,8 +300,8 @@ class PixelCNN(nn.Module):
             noise = torch.rand(shape, generator=generator, device=device if generator is None else generator.device).to(device)
         if cached and self.config.illegal is None:
             from .fast import cached_sample
-            return cached_sample(self, x, mask, noise)
-        return naive_sample(self, x, mask, noise)
+            return cached_sample(self, x, mask, noise, upto)
+        return naive_sample(self, x, mask, noise, upto)
 
 
 def inverse_cdf(logits, u):
@@ -308,11 +311,14 @@ def inverse_cdf(logits, u):
     return idx.clamp_(max=logits.shape[1] - 1)
 
 
-def naive_sample(model, x, mask, noise):
+def naive_sample(model, x, mask, noise, upto=None):
     """The textbook loop: one full forward pass per pixel."""
     _, H, W = model.shape
+    upto = H * W if upto is None else upto
     for r in range(H):
         for c in range(W):
+            if r * W + c >= upto:
+                return x
             logits = model(x)[:, :, :, r, c]
             draw = inverse_cdf(logits, noise[:, :, r, c])
             x[:, :, r, c] = torch.where(mask[:, :, r, c], x[:, :, r, c], draw)
