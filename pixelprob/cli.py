@@ -88,9 +88,13 @@ def main(argv=None):
     except ImportError:
         pass
     a = parser.parse_args(argv)
-    if a.cmd == "train":
-        return cmd_train(a)
-    return a.func(a)
+    try:
+        if a.cmd == "train":
+            return cmd_train(a)
+        return a.func(a)
+    except (ValueError, TypeError, FileNotFoundError) as err:
+        # bad input: say what is wrong, without a traceback from deep inside
+        parser.exit(2, f"pixelprob {a.cmd}: error: {err}\n")
 
 
 if __name__ == "__main__":

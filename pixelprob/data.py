@@ -74,3 +74,31 @@ def load_mnist(split: str = "train", root=None, levels: int = 256, download=None
         x, y = x[idx], y[idx]
     x = requantize(x, levels)
     return (x, y) if with_labels else x
+
+
+def shipped_digits():
+    """The 16 MNIST test digits shipped in the package (``uint8`` images, labels), for the demo.
+
+    They are the first 16 images of the MNIST test set (LeCun, Cortes, Burges; CC BY-SA 3.0).
+    """
+    path = Path(__file__).parent / "assets" / "mnist_test_digits.pt"
+    d = torch.load(path, weights_only=True)
+    return d["images"], d["labels"]
+
+
+def get_image(spec, root=None):
+    """An image from a spec ``"test:7"``, ``"val:3"`` or ``"train:0"``.
+
+    ``test:N`` with ``N < 16`` comes from the shipped digits (no data needed).
+    """
+    try:
+        split, idx = spec.split(":")
+        idx = int(idx)
+    except ValueError:
+        raise ValueError(f"image spec must look like 'test:7' (split:index), got {spec!r}") from None
+    if split == "test" and 0 <= idx < 16:
+        return shipped_digits()[0][idx]
+    x = load_mnist(split, root)
+    if not 0 <= idx < len(x):
+        raise ValueError(f"index {idx} is outside the {split} split (0..{len(x) - 1})")
+    return x[idx]
