@@ -100,9 +100,9 @@ def train(model, train_data, val_data, out, epochs=10, batch_size=64, lr=1e-3, l
             state["step_in_epoch"] = i + 1
             state["global_step"] += 1
             bar.update(1)
-            bar.set_postfix(bpd=f"{float(loss):.4f}")
+            bar.set_postfix(bpd=f"{loss.detach().item():.4f}")
             if writer is not None and state["global_step"] % 20 == 0:
-                writer.add_scalar("bpd/train", float(loss), state["global_step"])
+                writer.add_scalar("bpd/train", loss.detach().item(), state["global_step"])
             state["wall"] = time.time() - t0
             if max_steps is not None and state["global_step"] >= max_steps:
                 stopped = "max_steps"
