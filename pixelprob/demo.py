@@ -64,10 +64,10 @@ class Budget:
     nuts_samples: int
 
 
-QUICK = Budget(b_samples=32, gibbs_sweeps=6, gibbs_warmup=3, gibbs_chains=4, gibbs_variant="mh", svi_samples=64, f_samples=8,
-               vae_samples=500, nuts_samples=50)
-FULL = Budget(b_samples=256, gibbs_sweeps=40, gibbs_warmup=10, gibbs_chains=4, gibbs_variant="mh", svi_samples=512, f_samples=16,
-              vae_samples=5000, nuts_samples=300)
+QUICK = Budget(b_samples=32, gibbs_sweeps=4, gibbs_warmup=2, gibbs_chains=4, gibbs_variant="mh", svi_samples=64, f_samples=8,
+               vae_samples=500, nuts_samples=25)
+FULL = Budget(b_samples=256, gibbs_sweeps=20, gibbs_warmup=5, gibbs_chains=4, gibbs_variant="mh", svi_samples=512, f_samples=16,
+              vae_samples=5000, nuts_samples=100)
 
 
 @dataclass
@@ -95,7 +95,7 @@ def _answer_text(res):
 
 
 def _diag_text(res):
-    keys = ["ess", "khat", "rhat_max", "ess_bulk_min", "acceptance_rate", "stopped_by", "log_evidence"]
+    keys = ["ess", "khat", "max_rhat", "min_ess_bulk", "acceptance_rate", "stopped_by", "log_evidence"]
     out = []
     for k in keys:
         v = res.diagnostics.get(k)
@@ -127,7 +127,7 @@ class Report:
         cap = f"{what}. Computed by {how}." + (f" Diagnostics: {diag}." if diag else "")
         entry = Entry(model_name, q, method, res, name, cap)
         for fn, label in extra or []:
-            p = f"{model_name}-{q}-{method}-{label}.png"
+            p = f"{model_name}-{q}-{method}-{label.split()[0].lower()}.png"
             try:
                 fn(res, self.out / p)
                 entry.extra_figures.append((p, f"{label} of the {method} run ({how})."))
@@ -252,7 +252,7 @@ def run_demo(out="report", quick=False, device=None, digit=0, seed=0, progress=T
               VAE_MATH]
     report.write(header)
     (out / "answers.json").write_text(json.dumps(
-        [dict(model=e.model, question=e.question, method=e.method, **e.result.to_dict())
+        [dict(e.result.to_dict(), model=e.model, question=e.question)
          for e in report.entries if e.result is not None]))
     if progress:
         print(f"\n{'model':9} {'q':2} {'method':10} {'evals':>9} {'sec':>6}  answer")

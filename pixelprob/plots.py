@@ -149,9 +149,13 @@ def plot_elbo(result, path=None, smooth=None):
         raise ValueError(f"method {getattr(result, 'method', '?')!r} returned no svi_data group: ELBO curves "
                          "need a result of method='svi' whose guide has a recorded fit")
     data = idata.svi_data
-    losses = np.asarray(data["loss"].values, dtype=float)
+    if "loss" in data.data_vars:
+        losses = np.asarray(data["loss"].values, dtype=float)
+        objective = data.attrs.get("objective", "svi")
+    else:  # the VAE's fits record the ELBO itself
+        losses = -np.asarray(data["elbo"].values, dtype=float)
+        objective = "elbo"
     steps = np.asarray(data["step"].values)
-    objective = data.attrs.get("objective", "svi")
     fig, ax = plt.subplots(figsize=(6, 3))
     # one curve per fit: several when a guide was fitted per evidence image (dims image x step)
     for i, loss in enumerate(np.atleast_2d(losses)):

@@ -10,7 +10,8 @@ from .infer import METHODS, available, load_methods
 from .regions import as_evidence, as_region, nothing
 
 # auto's preference order for PixelCNN queries without an exact read-out
-_AUTO_PIXELCNN = ["exact", "enumerate", "ancestral", "gibbs", "svi", "importance"]
+# (svi before gibbs: its cost is bounded, gibbs's default budget on MNIST-size queries is not)
+_AUTO_PIXELCNN = ["exact", "enumerate", "ancestral", "svi", "gibbs", "importance"]
 _AUTO_VAE = ["enumerate", "svi", "nuts", "importance"]
 
 
@@ -52,6 +53,10 @@ def query(model, observe=None, target=None, method="auto", num_samples=None, see
     Returns a :class:`~pixelprob.result.QueryResult`.
     """
     _check_model(model)
+    illegal = getattr(getattr(model, "config", None), "illegal", None)
+    if illegal is not None:
+        raise ValueError(f"this PixelCNN was built with illegal={illegal!r}: its conditionals see pixels they "
+                         "predict, so they are not a chain-rule density and no query on it has an answer")
     load_methods()
     shape = tuple(model.shape)
     if target is None:

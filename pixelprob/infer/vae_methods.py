@@ -207,15 +207,19 @@ def _chain_diagnostics(z_chains):
         a = zc.cpu().double().numpy()
         rh.append(float(np.nanmax(_rhat(a))) if a.shape[0] > 1 else float("nan"))
         es.append(float(np.nanmin(_ess(a))))
-    return {"r_hat": max(rh), "ess_bulk": min(es), "r_hat_per_image": rh, "ess_bulk_per_image": es}
+    # max_rhat / min_ess_bulk: the same names as the PixelCNN's MCMC diagnostics (pixelprob.diagnostics)
+    return {"r_hat": max(rh), "ess_bulk": min(es), "max_rhat": max(rh), "min_ess_bulk": min(es),
+            "r_hat_per_image": rh, "ess_bulk_per_image": es}
 
 
 def _mcmc_notes(diag, method):
+    # the same thresholds as pixelprob.diagnostics (R-hat > 1.01, ESS < 400)
+    from ..diagnostics import ESS_MIN, RHAT_MAX
     notes = []
-    if diag["r_hat"] > 1.05:
-        notes.append(f"{method}: R-hat of z is {diag['r_hat']:.3f} > 1.05; chains disagree, run longer")
-    if diag["ess_bulk"] < 100:
-        notes.append(f"{method}: bulk ESS of z is {diag['ess_bulk']:.0f} < 100; the standard errors are rough")
+    if diag["r_hat"] > RHAT_MAX:
+        notes.append(f"{method}: R-hat of z is {diag['r_hat']:.3f} > {RHAT_MAX}; chains disagree, run longer")
+    if diag["ess_bulk"] < ESS_MIN:
+        notes.append(f"{method}: bulk ESS of z is {diag['ess_bulk']:.0f} < {ESS_MIN}; the standard errors are rough")
     return notes
 
 
