@@ -97,3 +97,10 @@ def test_bad_model_config():
 def test_not_a_model():
     with pytest.raises(TypeError, match="pixelprob model"):
         pp.query(torch.nn.Linear(2, 2), target=pp.middle_pixel)
+
+
+def test_illegal_models_are_refused_by_query():
+    from pixelprob.models import PixelCNN
+    m = PixelCNN(levels=4, shape=(1, 3, 3), channels=4, layers=1, illegal="center")
+    with pytest.raises(ValueError, match="illegal='center'.*not a chain-rule density"):
+        pp.query(m, target=pp.first_pixel)
