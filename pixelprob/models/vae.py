@@ -43,6 +43,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ._checks import check_images, check_levels_shape
+
 LIKELIHOODS = ("categorical", "bernoulli")
 # Below this height or width the conv nets have nothing to downsample: use MLPs.
 MIN_CONV_SIZE = 8
@@ -83,10 +85,7 @@ class VAEConfig:
 
 
 def validate_config(cfg: VAEConfig) -> None:
-    if not isinstance(cfg.levels, int) or not 2 <= cfg.levels <= 256:
-        raise ValueError(f"levels must be an integer in 2..256, got {cfg.levels!r}")
-    if len(cfg.shape) != 3 or min(cfg.shape) < 1:
-        raise ValueError(f"shape must be (channels, height, width) with positive sizes, got {cfg.shape!r}")
+    check_levels_shape(cfg.levels, cfg.shape)
     if not isinstance(cfg.latent_dim, int) or cfg.latent_dim < 1:
         raise ValueError(f"latent_dim must be a positive integer, got {cfg.latent_dim!r}")
     if not isinstance(cfg.hidden, int) or cfg.hidden < 1:
@@ -216,16 +215,7 @@ class VAE(nn.Module):
     # -- inputs ---------------------------------------------------------------
     def check_images(self, x, name="x"):
         """Raise a clear error unless ``x`` is an integer batch of this model's images."""
-        if not isinstance(x, torch.Tensor):
-            raise TypeError(f"{name} must be a torch.Tensor of integers, got {type(x).__name__}")
-        if x.dtype.is_floating_point or x.dtype == torch.bool or x.is_complex():
-            raise TypeError(f"{name} must hold integer levels (e.g. torch.long or torch.uint8), got dtype {x.dtype}")
-        if x.dim() != 4 or tuple(x.shape[1:]) != self.shape:
-            raise ValueError(
-                f"{name} must have shape (batch, {', '.join(map(str, self.shape))}), got {tuple(x.shape)}")
-        if x.numel() and (int(x.min()) < 0 or int(x.max()) >= self.levels):
-            raise ValueError(
-                f"{name} has values in [{int(x.min())}, {int(x.max())}] but this model has levels 0..{self.levels - 1}")
+        check_images(x, self.shape, self.levels, name)
 
     def _mask(self, mask, B):
         """``mask`` as a ``B x C x H x W`` float tensor (``None``: everything observed)."""
