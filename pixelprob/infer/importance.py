@@ -29,18 +29,15 @@ from ._common import result
 
 def weight_diagnostics(log_w):
     """ESS, PSIS k-hat and log evidence for one set of log weights (1-D tensor)."""
-    import arviz as az
+    from ..diagnostics import importance_diagnostics
 
     lw = log_w.double()
-    wbar = torch.softmax(lw, 0)
-    ess = float(1.0 / (wbar * wbar).sum())
     if float(lw.max() - lw.min()) < 1e-9:
-        khat = 0.0  # equal weights: the proposal is the posterior (PSIS cannot fit a tail)
+        ess, khat = float(len(lw)), 0.0  # equal weights: the proposal is the posterior (PSIS cannot fit a tail)
     else:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            _, khat = az.psislw(lw.cpu().numpy().copy())
-    return {"ess": ess, "khat": float(khat), "log_evidence": float(torch.logsumexp(lw, 0) - math.log(len(lw)))}
+        d = importance_diagnostics(lw.cpu(), warn=False)
+        ess, khat = float(d["ess"]), d["max_khat"]
+    return {"ess": ess, "khat": khat, "log_evidence": float(torch.logsumexp(lw, 0) - math.log(len(lw)))}
 
 
 def weighted_marginals(values, log_w, levels):

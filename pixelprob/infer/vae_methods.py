@@ -138,12 +138,9 @@ def _sweep(model, z, image, observed, target, log_extra=None, keep_f=False):
 
 def _weights_report(log_w):
     """ESS, PSIS k-hat and the log mean weight (``log p(x_o)`` when the weights are p(x_o, z)/q(z))."""
-    lw = log_w.double().cpu()
-    w = torch.softmax(lw, 0)
-    ess = float(1.0 / (w ** 2).sum())
-    _, khat = az.psislw(lw.numpy().copy())
-    log_mean = float(torch.logsumexp(lw, 0) - math.log(len(lw)))
-    return ess, float(khat), log_mean
+    from .importance import weight_diagnostics
+    d = weight_diagnostics(log_w)
+    return d["ess"], d["khat"], d["log_evidence"]
 
 
 def _resample(log_w, xs, n):
