@@ -28,12 +28,16 @@ from ._common import result
 
 
 def weight_diagnostics(log_w):
-    """ESS, PSIS k-hat and log evidence for one set of log weights (1-D tensor)."""
+    """ESS, PSIS k-hat and log evidence for one set of log weights (1-D tensor).
+
+    ``khat`` is NaN when all weights are equal (nothing to fit a tail to).
+    """
     from ..diagnostics import importance_diagnostics
 
     lw = log_w.double()
     if float(lw.max() - lw.min()) < 1e-9:
-        ess, khat = float(len(lw)), 0.0  # equal weights: the proposal is the posterior (PSIS cannot fit a tail)
+        # equal weights: the proposal is the posterior; with no tail, PSIS's k is undefined (ArviZ says inf)
+        ess, khat = float(len(lw)), float("nan")
     else:
         d = importance_diagnostics(lw.cpu(), warn=False)
         ess, khat = float(d["ess"]), d["max_khat"]
@@ -78,8 +82,9 @@ def solve(model, images, observed, target, num_samples=None, batch=256):
     d = {k: float(np.mean([x[k] for x in diags])) for k in diags[0]}
     d["per_image"] = diags
     notes = [f"{S} prior samples per image, weights = observed pixels' likelihood"]
-    if max(x["khat"] for x in diags) > 0.7:
-        msg = (f"PSIS k-hat {max(x['khat'] for x in diags):.2f} > 0.7: the importance weights are too "
+    worst = max((x["khat"] for x in diags if x["khat"] == x["khat"]), default=float("nan"))
+    if worst > 0.7:
+        msg = (f"PSIS k-hat {worst:.2f} > 0.7: the importance weights are too "
                "heavy-tailed for a reliable answer; use gibbs or svi")
         warnings.warn(msg)
         notes.append(msg)

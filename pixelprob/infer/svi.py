@@ -90,6 +90,7 @@ from ..models import fast
 from . import register
 from ._common import raster_positions, result
 from .guides import AutoregressiveGuide, GuideDistribution, model_fingerprint, new_guide
+from .importance import weight_diagnostics
 
 KHAT_WARN = 0.7
 _SHIPPED = {}  # path -> (mtime, fingerprint, observed mask, guide or None)
@@ -435,7 +436,6 @@ def solve(model, images, observed, target, num_samples=None, guide=None, use_shi
     stderr = torch.zeros_like(probs)
     samples = torch.empty(B, S, T, dtype=torch.long, device=dev)
     ess, khat, log_ev, n_rb, distinct = [], [], [], [], []
-    import arviz as az
 
     for b in range(B):
         xs, gs, hid = [], [], []
@@ -468,15 +468,11 @@ def solve(model, images, observed, target, num_samples=None, guide=None, use_shi
             probs[b], stderr[b] = _weighted_indicators(vals[b], wn, model.levels)
         idx = torch.multinomial(wn.float(), S, replacement=True)
         samples[b] = vals[b, idx]
-        ess.append(float(1.0 / (wn ** 2).sum()))
         distinct.append(int(torch.unique(torch.cat(hid), dim=0).shape[0]))
-        log_ev.append(float(torch.logsumexp(logw[b], 0) - math.log(S)))
-        if float(logw[b].max() - logw[b].min()) < 1e-9:
-            khat.append(float("nan"))  # equal weights have no tail: PSIS's k is undefined (ArviZ says inf)
-            continue
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # az.psislw warns on its own; we warn once below
-            khat.append(float(az.psislw(logw[b].cpu().numpy())[1]))
+        wd = weight_diagnostics(logw[b])
+        ess.append(wd["ess"])
+        log_ev.append(wd["log_evidence"])
+        khat.append(wd["khat"])
 
     worst = max((k for k in khat if k == k), default=float("nan"))
     if worst > KHAT_WARN:
