@@ -8,7 +8,6 @@ from ..result import QueryResult
 
 def raster_positions(mask):
     """Raster indices (row * W + col) of the pixels in a ``C x H x W`` mask (any channel)."""
-    _, H, W = mask.shape
     return torch.nonzero(mask.any(0).flatten()).flatten()
 
 
@@ -29,5 +28,4 @@ def result(model, images, observed, target, probs, method, exact, **kw):
 
 def target_logits(logits, target):
     """``B x T x levels`` logits at the target pixels from ``B x levels x C x H x W``."""
-    B, L = logits.shape[:2]
     return logits.permute(0, 2, 3, 4, 1)[:, target]  # B x T x L

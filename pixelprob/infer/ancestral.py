@@ -14,8 +14,6 @@ the last target pixel.
 """
 from __future__ import annotations
 
-import math
-
 import torch
 
 from . import register

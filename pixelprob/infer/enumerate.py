@@ -10,8 +10,6 @@ A size guard refuses queries that would need too many evaluations.
 """
 from __future__ import annotations
 
-import math
-
 import torch
 
 from . import register

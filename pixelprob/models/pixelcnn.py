@@ -313,9 +313,3 @@ def naive_sample(model, x, mask, noise, upto=None):
             draw = inverse_cdf(logits, noise[:, :, r, c])
             x[:, :, r, c] = torch.where(mask[:, :, r, c], x[:, :, r, c], draw)
     return x
-
-
-def raster_index(shape):
-    """Raster-order position of each (row, column)."""
-    _, H, W = shape
-    return torch.arange(H * W).view(H, W)
